@@ -4,13 +4,14 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
 
 .PHONY: demo test notebooks lab browser benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(BIN)/pip install --quiet -e '.[test]' 2>&1 | grep -v "is ignored" ; test $${PIPESTATUS[0]:-0} -eq 0
+	$(BIN)/pip install --quiet -e '.[test]' 2>&1 | { grep -v "is ignored" || true; }
 	$(BIN)/python -c "import alrao_edu, torch, torchvision, plotly, ipywidgets"
 	touch $(STAMP)
 
