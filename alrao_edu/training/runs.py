@@ -1,0 +1,350 @@
+"""Training runs that advance step by step, and comparisons that train them in lock-step.
+
+A :class:`Run` is one method (Alrao, SGD at a rate, or Adam with its defaults)
+training one network on one data set with one seed. It advances one
+mini-batch at a time (:meth:`Run.step`), so a :class:`Comparison` can train
+several runs side by side and a caller (the dashboard, the command line) can
+stop between two steps. Everything the views show is kept in the run's
+:class:`~alrao_edu.training.records.RunRecord`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import AlraoModel, AlraoSGD, alraofy
+from ..core.rates import validate_interval
+from .devices import resolve_device
+from .records import FeatureTracker, RunRecord
+
+__all__ = ["METHODS", "MethodSpec", "Run", "Comparison", "ADAM_DEFAULT_LR"]
+
+METHODS = ("alrao", "sgd", "adam")
+ADAM_DEFAULT_LR = 1e-3  # torch.optim.Adam's default
+EVAL_BATCH_SIZE = 512
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What one run trains with.
+
+    Args:
+        method: ``"alrao"``, ``"sgd"`` or ``"adam"``.
+        lr: the learning rate of ``sgd`` (required) or ``adam`` (default 1e-3);
+            unused by ``alrao``.
+        eta_min, eta_max, n_heads: Alrao's interval and number of heads.
+    """
+
+    method: str
+    lr: float | None = None
+    eta_min: float = 1e-5
+    eta_max: float = 10.0
+    n_heads: int = 10
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Invalid method: {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.method == "sgd" and self.lr is None:
+            raise ValueError("Method 'sgd' needs a learning rate: MethodSpec('sgd', lr=0.1)")
+        if self.lr is not None and (not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0):
+            raise ValueError(f"Invalid lr: {self.lr!r}; expected a finite number > 0")
+        if self.method == "alrao":
+            validate_interval(self.eta_min, self.eta_max)
+            if isinstance(self.n_heads, bool) or not isinstance(self.n_heads, int) or self.n_heads < 1:
+                raise ValueError(f"Invalid n_heads: {self.n_heads!r}; expected an integer >= 1")
+
+    @property
+    def label(self) -> str:
+        """A short name for legends and tables, e.g. ``Alrao [1e-05, 10]``, ``SGD 0.1``, ``Adam``."""
+        if self.method == "alrao":
+            return f"Alrao [{self.eta_min:g}, {self.eta_max:g}]"
+        if self.method == "sgd":
+            return f"SGD {self.lr:g}"
+        return "Adam" if self.lr in (None, ADAM_DEFAULT_LR) else f"Adam {self.lr:g}"
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+class Run:
+    """One method training one network, one mini-batch per :meth:`step`.
+
+    Args:
+        spec: the method (:class:`MethodSpec`).
+        network: the full network, ending in an ``nn.Linear`` classifier. The
+            run trains a deep copy, so several runs can start from the same weights.
+        dataset: a :class:`~alrao_edu.training.data.Dataset`.
+        epochs: passes over the training set (>= 1).
+        batch_size: mini-batch size (>= 1). Default 32, the paper's.
+        seed: seeds the mini-batch order and Alrao's rates and heads, so
+            runs with the same seed see the same batches in the same order.
+        device: ``"auto"`` (cuda, then mps, then cpu) or a device name.
+        sigma2: variance of the Gaussian likelihood for regression data.
+    """
+
+    def __init__(
+        self,
+        spec: MethodSpec,
+        network: nn.Module,
+        dataset,
+        *,
+        epochs: int = 1,
+        batch_size: int = 32,
+        seed: int = 0,
+        device: str | torch.device = "auto",
+        sigma2: float = 1.0,
+    ) -> None:
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 1")
+        self.spec = spec
+        self.dataset = dataset
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.task = dataset.task
+        self.sigma2 = float(sigma2)
+
+        generator = torch.Generator().manual_seed(seed)
+        network = copy.deepcopy(network)
+        if spec.method == "alrao":
+            model = alraofy(
+                network,
+                n_heads=spec.n_heads,
+                eta_min=spec.eta_min,
+                eta_max=spec.eta_max,
+                task=self.task,
+                sigma2=self.sigma2,
+                generator=generator,
+            )
+            self.model = model.to(self.device)
+            self.optimizer = AlraoSGD(self.model)
+        else:
+            self.model = network.to(self.device)
+            if spec.method == "sgd":
+                self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec.lr)
+            else:
+                self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr or ADAM_DEFAULT_LR)
+
+        self._order_generator = torch.Generator().manual_seed(seed)
+        self._train_x = dataset.train_x.to(self.device)
+        self._train_y = dataset.train_y.to(self.device)
+        self.steps_per_epoch = math.ceil(len(self._train_x) / batch_size)
+        self.total_steps = self.steps_per_epoch * epochs
+        self.epoch = 0
+        self._epoch_batches: Iterator[Tensor] | None = None
+
+        self.record = RunRecord.start(
+            spec,
+            seed=seed,
+            dataset=dataset.name,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=epochs,
+            batch_size=batch_size,
+        )
+        self.features = FeatureTracker(self.model) if isinstance(self.model, AlraoModel) else None
+        if self.features is not None:
+            self.record.feature_layers = self.features.layer_names
+            self.record.feature_rates = self.features.rates()
+            self.record.head_learning_rates = self.model.head_learning_rates.tolist()
+            self.record.switch_posterior.append(self.model.switch.posterior.tolist())
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def step_count(self) -> int:
+        return len(self.record.train_loss)
+
+    @property
+    def diverged(self) -> bool:
+        return self.record.diverged_at is not None
+
+    @property
+    def finished(self) -> bool:
+        return self.diverged or self.step_count >= self.total_steps
+
+    # --------------------------------------------------------------- training
+
+    def _loss(self, x: Tensor, y: Tensor) -> Tensor:
+        if isinstance(self.model, AlraoModel):
+            return self.model.training_loss(x, y)
+        output = self.model(x)
+        if self.task == "classification":
+            return F.cross_entropy(output, y)
+        return gaussian_nll(output, y, self.sigma2)
+
+    def _next_batch(self) -> Tensor:
+        if self._epoch_batches is None:
+            self._epoch_batches = _batches(len(self._train_x), self.batch_size, self._order_generator)
+        try:
+            return next(self._epoch_batches)
+        except StopIteration:
+            self._epoch_batches = _batches(len(self._train_x), self.batch_size, self._order_generator)
+            return next(self._epoch_batches)
+
+    def step(self) -> bool:
+        """Train on one mini-batch; evaluate at the end of each epoch.
+
+        Returns ``True`` while the run has steps left, ``False`` once it has
+        finished or diverged. A loss that is not finite marks the run diverged
+        at this step; its weights are kept as they were before the step.
+        """
+        if self.finished:
+            return False
+        self.model.train()
+        index = self._next_batch()
+        x, y = self._train_x[index], self._train_y[index]
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(x, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self.record.mark_diverged(self.step_count + 1)
+            return False
+        loss.backward()
+        self.optimizer.step()
+        self.record.train_loss.append(value)
+        if isinstance(self.model, AlraoModel):
+            self.model.update_switch()
+            self.record.switch_posterior.append(self.model.switch.posterior.tolist())
+            self.record.head_losses.append(self.model.last_head_losses.tolist())
+
+        if self.step_count % self.steps_per_epoch == 0 or self.step_count == self.total_steps:
+            self.evaluate()
+        return not self.finished
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Compute the test metrics, append them to the record and return them."""
+        self.model.eval()
+        x_all = self.dataset.test_x
+        y_all = self.dataset.test_y
+        total_loss, correct, squared_error = 0.0, 0, 0.0
+        for start in range(0, len(x_all), EVAL_BATCH_SIZE):
+            x = x_all[start : start + EVAL_BATCH_SIZE].to(self.device)
+            y = y_all[start : start + EVAL_BATCH_SIZE].to(self.device)
+            output = self.model(x)
+            if self.task == "classification":
+                log_probs = output if isinstance(self.model, AlraoModel) else F.log_softmax(output, dim=-1)
+                total_loss += float(F.nll_loss(log_probs, y, reduction="sum"))
+                correct += int((log_probs.argmax(-1) == y).sum())
+            else:
+                total_loss += float(gaussian_nll(output, y, self.sigma2, reduction="sum"))
+                squared_error += float((output - y.view_as(output)).pow(2).sum())
+        n = len(x_all)
+        metrics = {"test_loss": total_loss / n}
+        if self.task == "classification":
+            metrics["test_accuracy"] = correct / n
+        else:
+            metrics["test_mse"] = squared_error / (n * self.dataset.test_y[0].numel())
+        if not math.isfinite(metrics["test_loss"]) and not self.diverged:
+            self.record.mark_diverged(self.step_count)
+        self.record.add_evaluation(self.step_count, metrics)
+        if self.features is not None:
+            self.record.feature_movement.append(self.features.movement())
+        return metrics
+
+
+def gaussian_nll(output: Tensor, target: Tensor, sigma2: float, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of ``target`` under N(output, sigma2) per dimension, summed over dimensions."""
+    residual = output - target.view_as(output)
+    per_sample = 0.5 * (residual.pow(2) / sigma2 + math.log(2 * math.pi * sigma2))
+    per_sample = per_sample.reshape(len(output), -1).sum(-1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+class Comparison:
+    """Several runs on the same data, trained in lock-step.
+
+    Every run is built from the same network weights (``network_factory(seed)``
+    is called once per seed) and sees the same mini-batches in the same order.
+
+    Args:
+        specs: the methods to compare.
+        network_factory: ``seed -> nn.Module``, the full network for that seed.
+        dataset: the data set.
+        seeds: the seeds; one run per (method, seed).
+        epochs, batch_size, device, sigma2: as in :class:`Run`.
+    """
+
+    def __init__(
+        self,
+        specs: Iterable[MethodSpec],
+        network_factory: Callable[[int], nn.Module],
+        dataset,
+        *,
+        seeds: Iterable[int] = (0,),
+        epochs: int = 1,
+        batch_size: int = 32,
+        device: str | torch.device = "auto",
+        sigma2: float = 1.0,
+    ) -> None:
+        self.specs = list(specs)
+        self.seeds = list(seeds)
+        if not self.specs:
+            raise ValueError("A comparison needs at least one method")
+        if not self.seeds:
+            raise ValueError("A comparison needs at least one seed")
+        self.dataset = dataset
+        self.runs: list[Run] = []
+        for seed in self.seeds:
+            torch.manual_seed(seed)
+            network = network_factory(seed)
+            for spec in self.specs:
+                self.runs.append(
+                    Run(spec, network, dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, sigma2=sigma2)
+                )
+        self.stop_event = threading.Event()
+
+    @property
+    def finished(self) -> bool:
+        return all(run.finished for run in self.runs)
+
+    @property
+    def total_steps(self) -> int:
+        return max(run.total_steps for run in self.runs)
+
+    @property
+    def step_count(self) -> int:
+        return max(run.step_count for run in self.runs)
+
+    def step(self) -> bool:
+        """Advance every unfinished run by one mini-batch. Returns ``False`` when all are done."""
+        for run in self.runs:
+            run.step()
+        return not self.finished
+
+    def stop(self) -> None:
+        """Ask :meth:`train` to stop after the current step (safe to call from another thread)."""
+        self.stop_event.set()
+
+    def train(self, callback: Callable[["Comparison"], None] | None = None) -> bool:
+        """Train until every run is done or :meth:`stop` is called.
+
+        ``callback(self)`` runs after each lock-step. Returns ``True`` if all
+        runs finished, ``False`` if stopped early.
+        """
+        self.stop_event.clear()
+        while not self.finished:
+            if self.stop_event.is_set():
+                return False
+            self.step()
+            if callback is not None:
+                callback(self)
+        return True
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return [run.record for run in self.runs]
