@@ -159,9 +159,8 @@ class AlraoAdam(torch.optim.Optimizer):
     With ``eta_min == eta_max == lr`` it takes the steps of
     ``torch.optim.Adam(lr=lr)``.
 
-    Alrao on top of Adam comes from the authors' code; the paper reports it as
-    less reliable than Alrao on SGD (Adam already adapts a scale per weight,
-    and with rates up to ``eta_max`` many features move too fast). Prefer
+    Alrao on top of Adam comes from the authors' code. Blier et al. (2019)
+    report it as less reliable than Alrao on SGD, so prefer
     :class:`AlraoSGD` unless you are comparing the two.
 
     Args:
