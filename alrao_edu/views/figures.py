@@ -48,6 +48,8 @@ RATE_COLORSCALE = "Viridis"
 ALRAO_COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2")
 ADAM_COLOR = "#ff7f0e"
 DIVERGED_SYMBOL = "x"
+# Head figures put the legend below the plot, so it does not cover the colour bar on the right.
+HEAD_LEGEND = dict(title=dict(text="head"), orientation="h", yanchor="top", y=-0.25)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,7 +173,7 @@ def _rate_colorbar_trace(record: RunRecord) -> go.Scatter:
     """Build an invisible trace that only draws a colour bar of log10 rates, with the interval's ends labelled."""
     low, high = math.log10(record.eta_min), math.log10(record.eta_max)
     ticks = sorted({low, high, *range(math.ceil(low), math.floor(high) + 1)})
-    labels = [f"{10 ** t:.0e}" for t in ticks]
+    labels = [f"{10 ** t:g}" for t in ticks]
     labels[0] = f"η_min = {record.eta_min:g}"
     labels[-1] = f"η_max = {record.eta_max:g}"
     # Viridis clipped at 0.85, as the head colours are.
@@ -231,7 +233,7 @@ def loss_figure(
             mode="lines",
             name=name,
             legendgroup=name,
-            line=dict(color=color, width=1.5),
+            line=dict(color=color, width=2.5 if record.method == "alrao" else 1.5),
             hovertemplate="step %{x}<br>training loss %{y:.4g}<extra>" + name + "</extra>",
         )
         figure.add_scatter(
@@ -417,7 +419,7 @@ def switch_posterior_figure(
         xaxis_title="training step (mini-batches; 0 is the prior)",
         yaxis_title="posterior weight" + (" (log scale)" if log_y else ""),
         yaxis_type="log" if log_y else "linear",
-        legend_title_text="head",
+        legend=HEAD_LEGEND,
     )
     if record.diverged:
         figure.add_annotation(text=f"run diverged at step {record.diverged_at}", x=1, y=1, xref="paper", yref="paper", showarrow=False)
@@ -464,7 +466,7 @@ def head_loss_figure(
         xaxis_title="training step (mini-batches)",
         yaxis_title="loss (nats per example, log scale)",
         yaxis_type="log",
-        legend_title_text="head",
+        legend=HEAD_LEGEND,
     )
     return figure
 
