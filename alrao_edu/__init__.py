@@ -20,6 +20,7 @@ from .core import (
     head_learning_rates,
     log_uniform,
 )
+from .views.dashboard import Dashboard
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "AlraoAdam",
     "AlraoModel",
     "AlraoSGD",
+    "Dashboard",
     "Heads",
     "Switch",
     "__version__",
