@@ -29,6 +29,7 @@ import plotly.colors
 import plotly.graph_objects as go
 
 from ..training.records import RunRecord
+from ..training.sweep import interval_grid
 
 __all__ = [
     "accuracy_figure",
@@ -514,51 +515,28 @@ def rate_movement_figure(record: RunRecord, *, evaluation: int = -1, log_y: bool
     return figure
 
 
-def _interval_of(record: RunRecord) -> tuple[float, float] | None:
-    if record.method == "alrao":
-        return record.eta_min, record.eta_max
-    if record.method == "sgd":
-        return record.lr, record.lr
-    return None
-
-
 def sweep_heatmap_figure(records: Sequence[RunRecord]) -> go.Figure:
     """Plot the triangle heat map of final test loss over learning-rate intervals.
 
     Each cell is an interval ``(10^a, 10^b)`` with ``a <= b``: an Alrao run
     with ``eta_min = 10^a`` and ``eta_max = 10^b``, or on the diagonal a plain
     SGD run at rate ``10^a``. A cell shows the mean final test loss over the
-    seeds that did not diverge; a cell where every seed diverged reads
-    "diverged". Adam records are ignored.
+    seeds that did not diverge (:func:`~alrao_edu.training.sweep.interval_grid`);
+    a cell where every seed diverged reads "diverged". Adam records are ignored.
 
     Traces: one ``go.Heatmap`` named ``"final test loss"`` (x: log10 eta_max,
     y: log10 eta_min, z: mean loss, ``None`` below the diagonal).
     """
-    cells: dict[tuple[float, float], list[RunRecord]] = {}
-    for record in records:
-        interval = _interval_of(record)
-        if interval is not None:
-            key = (round(math.log10(interval[0]), 6), round(math.log10(interval[1]), 6))
-            cells.setdefault(key, []).append(record)
-    lows = sorted({a for a, _ in cells})
-    highs = sorted({b for _, b in cells})
-
-    z: list[list[float | None]] = []
+    grid = interval_grid(records)
+    lows, highs, z = grid.lows, grid.highs, grid.mean_test_loss
     text: list[list[str]] = []
-    for a in lows:
-        z_row, text_row = [], []
-        for b in highs:
-            runs = cells.get((a, b), [])
-            losses = [r.final_test_loss for r in runs if not r.diverged and r.final_test_loss is not None]
-            losses = [value for value in losses if math.isfinite(value)]
-            if losses:
-                z_row.append(float(np.mean(losses)))
-                diverged = len(runs) - len(losses)
-                text_row.append(f"{z_row[-1]:.3f}" + (f" ({diverged} diverged)" if diverged else ""))
+    for loss_row, diverged_row, runs_row in zip(z, grid.diverged, grid.runs):
+        text_row = []
+        for loss, diverged, runs in zip(loss_row, diverged_row, runs_row):
+            if loss is not None:
+                text_row.append(f"{loss:.3f}" + (f" ({diverged} diverged)" if diverged else ""))
             else:
-                z_row.append(None)
                 text_row.append("diverged" if runs else "")
-        z.append(z_row)
         text.append(text_row)
 
     figure = go.Figure(
@@ -582,6 +560,7 @@ def sweep_heatmap_figure(records: Sequence[RunRecord]) -> go.Figure:
         xaxis_title="b = log10 eta_max",
         yaxis_title="a = log10 eta_min",
         xaxis=dict(tickmode="array", tickvals=highs, ticktext=[f"{b:g}" for b in highs]),
-        yaxis=dict(tickmode="array", tickvals=lows, ticktext=[f"{a:g}" for a in lows]),
+        # Rows top to bottom by increasing a, so the runs fill the upper-right triangle as in a table.
+        yaxis=dict(tickmode="array", tickvals=lows, ticktext=[f"{a:g}" for a in lows], autorange="reversed"),
     )
     return figure
