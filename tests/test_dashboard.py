@@ -223,7 +223,7 @@ def test_interval_slider_and_boxes_agree():
 
 def test_architecture_that_does_not_fit_disables_train():
     dashboard = ae.Dashboard(**QUICK)
-    dashboard.controls.dataset.value = "sine"
+    dashboard.controls.dataset.value = "curve"
     assert dashboard.train_button.disabled
     assert "does not fit" in dashboard.status_text
     assert "mlp" in dashboard.status_text

@@ -19,12 +19,12 @@ import torchvision.datasets
 from alrao_edu.training import data
 from alrao_edu.training.data import DATASETS, Dataset, dataset_names, load_dataset
 
-EMBEDDED = ["digits", "mnist1d", "spirals", "sine"]
+EMBEDDED = ["digits", "mnist1d", "spirals", "curve"]
 DOWNLOADED = ["mnist", "fashion_mnist", "cifar10"]
 
 # Training and test sizes of the full embedded sets.
 FULL_SIZES = {"digits": (1347, 450), "mnist1d": (4000, 1000), "spirals": (1200, 600),
-              "sine": (1000, 500)}
+              "curve": (1000, 500)}
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +126,7 @@ def test_digits_split_fixed_and_stratified():
     assert (test_share - 0.25).abs().max() < 0.01
 
 
-@pytest.mark.parametrize("name", ["spirals", "sine"])
+@pytest.mark.parametrize("name", ["spirals", "curve"])
 def test_generated_set_follows_seed(name):
     first = load_dataset(name, seed=0)
     again = load_dataset(name, seed=0)
@@ -189,7 +189,7 @@ def test_subset_uses_full_set_statistics():
 
 
 def test_regression_subset():
-    dataset = load_dataset("sine", n_train=10, n_test=7)
+    dataset = load_dataset("curve", n_train=10, n_test=7)
 
     assert dataset.train_x.shape == (10, 1)
     assert dataset.train_y.shape == (10, 1)
@@ -210,7 +210,7 @@ def test_dataset_repr_and_outputs():
 
 def test_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match=r"Unknown data set 'imagenet'; valid names are: "
-                                         r"digits, mnist1d, spirals, sine, mnist"):
+                                         r"digits, mnist1d, spirals, curve, mnist"):
         load_dataset("imagenet")
 
 
@@ -475,7 +475,7 @@ def test_offline_download_fails_fast(tmp_path, name):
     assert elapsed < 5
     assert f"Could not download the {name!r} data set into {tmp_path}" in message
     assert "is unreachable" in message
-    assert "use an embedded data set instead (digits, mnist1d, spirals, sine)" in message
+    assert "use an embedded data set instead (digits, mnist1d, spirals, curve)" in message
 
 
 def test_stalled_network_times_out(tmp_path, monkeypatch):
@@ -499,7 +499,7 @@ def test_stalled_network_times_out(tmp_path, monkeypatch):
 
 def test_missing_files_without_download(tmp_path):
     with pytest.raises(RuntimeError, match=r"The 'mnist' files are not in .*MNIST.raw and "
-                                           r"download=False.*\(digits, mnist1d, spirals, sine\)"):
+                                           r"download=False.*\(digits, mnist1d, spirals, curve\)"):
         load_dataset("mnist", root=tmp_path, download=False)
 
 
