@@ -108,6 +108,8 @@ class Run:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 1")
+        if isinstance(sigma2, bool) or not isinstance(sigma2, (int, float)) or not (math.isfinite(sigma2) and sigma2 > 0):
+            raise ValueError(f"Invalid sigma2: {sigma2!r}; expected a finite number > 0")
         self.spec = spec
         self.dataset = dataset
         self.epochs = epochs
@@ -227,7 +229,23 @@ class Run:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Compute the test metrics, append them to the record and return them."""
+        """Compute the test metrics, append them to the record and return them.
+
+        Classification: ``test_loss`` (mean negative log-likelihood) and
+        ``test_accuracy``. Regression: ``test_mse``, the mean squared error of
+        the prediction (Alrao's mixture mean), and ``test_loss``, the mean
+        negative log-likelihood of the model's predictive distribution with
+        variance ``sigma2``. For SGD and Adam that distribution is one
+        Gaussian, so ``test_loss = K * (test_mse / (2 sigma2) + log(2 pi
+        sigma2) / 2)`` for K target dimensions. For Alrao it is the switch
+        mixture of the heads' Gaussians, as in classification.
+
+        NOTE: after step t the switch keeps a weight of about
+        ``1 / (t * n_heads)`` on every head whose last loss was finite. So a
+        head that runs away with a too-large rate can pull Alrao's mixture
+        mean, and its ``test_mse``, far off until its loss overflows and the
+        switch drops it. The mixture's ``test_loss`` stays unaffected.
+        """
         self.model.eval()
         x_all = self.dataset.test_x
         y_all = self.dataset.test_y
@@ -241,7 +259,10 @@ class Run:
                 total_loss += float(F.nll_loss(log_probs, y, reduction="sum"))
                 correct += int((log_probs.argmax(-1) == y).sum())
             else:
-                total_loss += float(gaussian_nll(output, y, self.sigma2, reduction="sum"))
+                if isinstance(self.model, AlraoModel):
+                    total_loss += float(_mixture_gaussian_nll(self.model, x, y).sum())
+                else:
+                    total_loss += float(gaussian_nll(output, y, self.sigma2, reduction="sum"))
                 squared_error += float((output - y.view_as(output)).pow(2).sum())
         n = len(x_all)
         metrics = {"test_loss": total_loss / n}
@@ -255,6 +276,19 @@ class Run:
         if self.features is not None:
             self.record.feature_movement.append(self.features.movement())
         return metrics
+
+
+def _mixture_gaussian_nll(model: AlraoModel, x: Tensor, y: Tensor) -> Tensor:
+    """Compute ``-log sum_j a_j N(y; mu_j(x), sigma2 I)`` per sample ``[B]`` for an Alrao regression model.
+
+    Heads with a non-finite mean or a zero weight are left out, as in the model's mixture mean.
+    """
+    means = model.head_outputs(x)  # [B, H, K]
+    log_weights = model.switch.log_posterior.to(device=means.device, dtype=means.dtype)  # [H]
+    residual = means - y.reshape(len(y), 1, -1)
+    log_density = -0.5 * (residual.pow(2) / model.sigma2 + math.log(2 * math.pi * model.sigma2)).sum(-1)  # [B, H]
+    usable = torch.isfinite(log_density) & torch.isfinite(log_weights)
+    return -torch.logsumexp(torch.where(usable, log_density + log_weights, -math.inf), dim=1)
 
 
 def gaussian_nll(output: Tensor, target: Tensor, sigma2: float, reduction: str = "mean") -> Tensor:
