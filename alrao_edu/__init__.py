@@ -20,6 +20,7 @@ from .core import (
     head_learning_rates,
     log_uniform,
 )
+from . import training
 from .views.dashboard import Dashboard
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "Heads",
     "Switch",
     "__version__",
+    "training",
     "alraofy",
     "feature_learning_rates",
     "head_learning_rates",
