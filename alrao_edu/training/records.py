@@ -41,6 +41,8 @@ class RunRecord:
     test_loss: list[float] = field(default_factory=list)  # per evaluation
     test_accuracy: list[float] = field(default_factory=list)  # classification
     test_mse: list[float] = field(default_factory=list)  # regression
+    test_bpc: list[float] = field(default_factory=list)  # language models: test_loss / ln 2
+    epoch_train_loss: list[float] = field(default_factory=list)  # language models: mean step loss of the epoch
     diverged_at: int | None = None  # the step whose loss was not finite
     # Alrao only:
     head_learning_rates: list[float] = field(default_factory=list)  # [H]
@@ -82,6 +84,10 @@ class RunRecord:
             self.test_accuracy.append(metrics["test_accuracy"])
         if "test_mse" in metrics:
             self.test_mse.append(metrics["test_mse"])
+        if "test_bpc" in metrics:
+            self.test_bpc.append(metrics["test_bpc"])
+        if "epoch_train_loss" in metrics:
+            self.epoch_train_loss.append(metrics["epoch_train_loss"])
 
     @property
     def final_test_loss(self) -> float | None:
