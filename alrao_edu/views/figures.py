@@ -16,7 +16,9 @@ Conventions:
 * Per-step curves longer than ``max_points`` are thinned to about that many
   points after smoothing, so a figure stays light in a browser.
 * A run that diverged gets an ``x`` marker with the text
-  ``"diverged at step k"`` where its curve ends.
+  ``"diverged at step k"`` where its curve ends. When it has no point on the
+  curve (it diverged before the first evaluation, say), a note
+  ``"<name>: diverged at step k"`` sits at the bottom of the plot instead.
 """
 
 from __future__ import annotations
@@ -158,6 +160,22 @@ def _diverged_trace(record: RunRecord, name: str, color: str, point: tuple | Non
     )
 
 
+def _mark_divergence(figure: go.Figure, record: RunRecord, name: str, color: str, point: tuple | None, x: float) -> None:
+    """Add the divergence marker trace; a run with no point to mark also gets a note at ``x`` on the x-axis."""
+    figure.add_trace(_diverged_trace(record, name, color, point, name))
+    if record.diverged and point is None:
+        figure.add_annotation(
+            x=x,
+            y=0,
+            xref="x",
+            yref="paper",
+            yanchor="bottom",
+            showarrow=False,
+            text=f"{name}: diverged at step {record.diverged_at}",
+            font=dict(color=color),
+        )
+
+
 def _only_alrao(record: RunRecord, figure: str) -> None:
     if not isinstance(record, RunRecord):
         raise TypeError(f"{figure} takes one RunRecord, got {type(record).__name__}")
@@ -251,7 +269,7 @@ def loss_figure(
         end = _last_point(train_x, train_y)
         if record.diverged and end is not None:
             end = (record.diverged_at, end[1])
-        figure.add_trace(_diverged_trace(record, name, color, end, name))
+        _mark_divergence(figure, record, name, color, end, record.diverged_at)
     figure.update_layout(
         title=dict(
             text="Loss of every run",
@@ -301,9 +319,10 @@ def accuracy_figure(records: Sequence[RunRecord]) -> go.Figure:
             hovertemplate=hover + "<extra>" + name + "</extra>",
         )
         end = _last_point(epochs, values)
+        position = record.diverged_at / record.steps_per_epoch if record.diverged else None
         if record.diverged and end is not None:
-            end = (record.diverged_at / record.steps_per_epoch, end[1])
-        figure.add_trace(_diverged_trace(record, name, color, end, name))
+            end = (position, end[1])
+        _mark_divergence(figure, record, name, color, end, position)
     if classification:
         figure.update_layout(
             title=dict(text="Test accuracy", subtitle=dict(text="measured at the end of each epoch")),
