@@ -19,38 +19,56 @@ __all__ = ["Heads"]
 
 
 class _SplitGradientProduct(torch.autograd.Function):
-    """All heads' affine maps as one matrix product, with Alrao's gradient routing.
+    """All heads' outputs from one matrix product, with Alrao's gradient routing.
 
-    Forward computes ``Y = X W^T + b`` once for all heads and returns it twice.
-    Backward routes the gradient of the first copy only to ``X`` (the mixture
-    loss trains the pre-classifier) and the gradient of the second copy only to
-    ``W`` and ``b`` (each head trains on its own loss, with the features treated
-    as constants). That is the arithmetic of one linear layer, where two
-    separate evaluations (one with ``X`` detached, one with ``W`` detached)
-    would cost a second forward product.
+    Forward computes ``Y = X W^T + b`` once for all heads (and, for
+    classification, the log-softmax over K once) and returns it twice.
+    Backward routes the gradient of the first copy only to ``X``, because the
+    mixture loss trains the pre-classifier. It routes the gradient of the
+    second copy only to ``W`` and ``b``, because each head trains on its own
+    loss with the features treated as constants. That is the arithmetic of
+    one linear layer, where two separate evaluations (one with ``X``
+    detached, one with ``W`` detached) would cost a second forward product
+    and a second log-softmax.
 
     A head that diverged is kept out of both gradients: its weights may hold
     inf or NaN, and ``0 * NaN`` would otherwise poison the pre-classifier.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, log_softmax: bool) -> tuple[Tensor, Tensor]:
         # x: [N, D], weight: [H, K, D], bias: [H, K]
         n_heads, n_out, n_in = weight.shape
         y = torch.addmm(bias.reshape(1, -1), x, weight.reshape(n_heads * n_out, n_in).t())  # [N, H*K]
         y = y.view(x.shape[0], n_heads, n_out)  # [N, H, K]
-        ctx.save_for_backward(x, weight)
-        return y, y.detach().clone()
+        if log_softmax:
+            y = F.log_softmax(y, dim=-1)
+        ctx.log_softmax = log_softmax
+        ctx.save_for_backward(x, weight, y if log_softmax else None)
+        # The second output is a view, not a copy, and autograd still gives each its own gradient.
+        return y, y.view_as(y)
 
     @staticmethod
     def backward(ctx, grad_mixture: Tensor | None, grad_heads: Tensor | None):
-        x, weight = ctx.saved_tensors
+        x, weight, log_probs = ctx.saved_tensors
         n_heads, n_out, n_in = weight.shape
+
+        if ctx.log_softmax:
+            # Backward of log-softmax over K: g - softmax * sum_K(g).
+            probs = log_probs.exp()  # [N, H, K]
+            if grad_mixture is not None:
+                grad_mixture = torch.addcmul(grad_mixture, probs, grad_mixture.sum(-1, keepdim=True), value=-1)
+            if grad_heads is not None:
+                grad_heads = torch.addcmul(grad_heads, probs, grad_heads.sum(-1, keepdim=True), value=-1)
 
         grad_x = None
         if ctx.needs_input_grad[0] and grad_mixture is not None:
             grad_x = grad_mixture.reshape(-1, n_heads * n_out) @ weight.reshape(n_heads * n_out, n_in)
-            if not torch.isfinite(grad_x).all():
+            # The sum is finite only if every entry is finite, and one
+            # reduction is much cheaper than isfinite() on every entry. A sum
+            # that overflows with finite entries only sends us to the exact
+            # path below.
+            if not torch.isfinite(grad_x.sum()):
                 # Rare path: recompute without the heads whose weights or
                 # incoming gradients are not finite.
                 bad = ~(torch.isfinite(weight).all(dim=(1, 2)) & torch.isfinite(grad_mixture).all(dim=(0, 2)))
@@ -68,7 +86,7 @@ class _SplitGradientProduct(torch.autograd.Function):
             if bad.any():
                 grad_weight = torch.where(bad.view(n_heads, 1, 1), 0.0, grad_weight)
                 grad_bias = torch.where(bad.view(n_heads, 1), 0.0, grad_bias)
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_weight, grad_bias, None
 
 
 class Heads(nn.Module):
@@ -142,6 +160,6 @@ class Heads(nn.Module):
         """
         leading = features.shape[:-1]
         x = features.reshape(-1, self.in_features)  # [N, D]
-        y_mixture, y_heads = _SplitGradientProduct.apply(x, self.weight, self.bias)
+        y_mixture, y_heads = _SplitGradientProduct.apply(x, self.weight, self.bias, self.task == "classification")
         shape = (*leading, self.n_heads, self.out_features)
-        return self._finish(y_mixture.view(shape)), self._finish(y_heads.view(shape))
+        return y_mixture.view(shape), y_heads.view(shape)

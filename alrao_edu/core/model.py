@@ -73,7 +73,7 @@ class AlraoModel(nn.Module):
             Defaults 1e-5 and 10, the paper's CIFAR-10 setting.
         task: ``"classification"`` or ``"regression"``.
         sigma2: variance of the Gaussian likelihood for regression (> 0).
-        theta: the switch's prior of no further switch, in (0, 1).
+        theta: the switch's prior probability that another switch may follow, in (0, 1).
         generator: CPU generator for the rates and the heads' initial weights.
 
     Attributes:

@@ -59,8 +59,10 @@ class Switch(nn.Module):
 
     Args:
         n_models: number N of models averaged (>= 1).
-        theta: prior probability of never switching in the last segment,
-            in (0, 1). Default 0.9999.
+        theta: prior probability that a segment is not the last one, so
+            that the sequence may switch again, in (0, 1). Near 0 almost all
+            prior mass is on never switching, as in Bayesian model averaging.
+            Default 0.9999.
     """
 
     def __init__(self, n_models: int, theta: float = 0.9999) -> None:
