@@ -131,10 +131,10 @@ def summarize(records: Sequence[RunRecord]) -> list[MethodSummary]:
     return list(summaries.values())
 
 
-def _mean_std_text(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 3) -> str:
+def _mean_std_text(mean: float | None, std: float | None, scale: float = 1.0, digits: int = 3, style: str = "f") -> str:
     if mean is None:
         return "—"
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+    return f"{scale * mean:.{digits}{style}} ± {scale * std:.{digits}{style}}"
 
 
 def _diverged_text(summary: MethodSummary) -> str:
@@ -151,7 +151,7 @@ def _table_rows(summaries: Sequence[MethodSummary]) -> tuple[list[str], list[lis
     rows = []
     for summary in summaries:
         if regression:
-            metric_text = _mean_std_text(*summary.test_mse_mean_std, digits=4)
+            metric_text = _mean_std_text(*summary.test_mse_mean_std, digits=4, style="g")  # spans decades
         else:
             metric_text = _mean_std_text(*summary.test_accuracy_mean_std, scale=100.0, digits=1)
         rows.append([
