@@ -49,8 +49,8 @@ METHOD_NAMES = {"alrao": "Alrao", "sgd": "SGD", "adam": "Adam"}
 class MethodSummary:
     """Final test metrics of one method (one label) over its seeds.
 
-    Means and standard deviations are over the runs that did not diverge; the
-    standard deviation is the sample one (``statistics.stdev``), 0 for a single
+    Means and standard deviations are over the runs that did not diverge. The
+    standard deviation is the sample one (``statistics.stdev``): 0 for a single
     run, ``None`` when no run finished. ``diverged_at`` lists the step at which
     each diverged run stopped.
     """
@@ -185,7 +185,7 @@ def alrao_versus_sgd(summaries: Sequence[MethodSummary]) -> str | None:
     """Compare the first Alrao method's mean test accuracy with the best and the median SGD rate.
 
     SGD rates are ranked by the number of diverged runs, then by mean test
-    accuracy; the median of an even number of rates is the mean of the two
+    accuracy. The median of an even number of rates is the mean of the two
     middle rates' accuracies. Returns ``None`` without an Alrao method, SGD
     rates or accuracies (regression).
     """
@@ -257,13 +257,15 @@ def results_dict(records: Sequence[RunRecord], config: Mapping, *, extra: Mappin
     """Build the JSON document of a comparison or sweep.
 
     Keys: ``alrao_edu_version``, ``torch_version``, ``created`` (UTC, ISO
-    8601), ``config`` (as given), ``runs`` and any ``extra`` keys. Each run has
-    ``method``, ``label``, ``lr`` (the rate of SGD or Adam, ``None`` for
-    Alrao), ``eta_min`` and ``eta_max`` (Alrao's interval, else ``None``),
-    ``seed``, ``test_loss`` and ``test_accuracy`` (final values, ``None`` for a
-    diverged run), ``diverged``, ``diverged_at`` and ``record`` (every curve
-    the run recorded, as :meth:`RunRecord.to_dict`). Non-finite numbers
-    become ``None``.
+    8601), ``config`` (as given), ``runs`` and any ``extra`` keys. Non-finite
+    numbers become ``None``. Each run has:
+
+    * ``method``, ``label`` and ``seed``;
+    * ``lr``: the rate of SGD or Adam, ``None`` for Alrao;
+    * ``eta_min`` and ``eta_max``: Alrao's interval, ``None`` for the others;
+    * ``test_loss`` and ``test_accuracy``: final values, ``None`` for a diverged run;
+    * ``diverged`` and ``diverged_at``;
+    * ``record``: every curve the run recorded, as :meth:`RunRecord.to_dict`.
     """
     document = {
         "alrao_edu_version": _package_version(),
