@@ -262,6 +262,14 @@ def test_text_file_too_short_for_one_batch(tmp_path):
         LanguageRun(MethodSpec("adam"), CharLanguageModel(corpus.vocab_size), corpus, batch_size=16, bptt=65, device="cpu")
 
 
+@pytest.mark.parametrize("bptt", [1, 2, 10, 44])
+def test_short_test_part_still_evaluates(bptt):
+    corpus = TextCorpus("abcde" * 10, test_fraction=0.1)  # 45 training and 5 test characters
+    run = LanguageRun(MethodSpec("sgd", lr=0.1), CharLanguageModel(5), corpus, batch_size=1, bptt=bptt, device="cpu")
+    metrics = run.evaluate()
+    assert math.isfinite(metrics["test_bpc"])
+
+
 def test_text_file_too_short_to_split(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("Hi.", encoding="utf-8")

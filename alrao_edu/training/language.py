@@ -492,7 +492,8 @@ class LanguageRun:
         self.steps_per_epoch = math.ceil((self._train_streams.shape[1] - 1) / bptt)
         self.total_steps = self.steps_per_epoch * epochs
         self._position = 0  # where the next segment starts in each stream
-        test_streams = max(1, min(EVAL_STREAMS, (len(corpus.test) - 1) // bptt))
+        # Each test stream holds at least one segment and its targets, or the whole test part.
+        test_streams = max(1, min(EVAL_STREAMS, len(corpus.test) // (bptt + 1)))
         self._test_streams = batchify(corpus.test, test_streams).to(self.device)
 
         self.record = RunRecord.start(
