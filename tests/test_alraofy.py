@@ -22,14 +22,14 @@ def _vit():
     )
 
 
-# (builder, input side in pixels). 32x32 is the smallest input each of these accepts.
+# (builder, input side in pixels). Each of these accepts 32x32 images, the size of CIFAR-10.
 TORCHVISION_MODELS = [
     pytest.param(lambda: models.resnet18(weights=None, num_classes=N_CLASSES), 32, id="resnet18"),
     pytest.param(lambda: models.mobilenet_v2(weights=None, num_classes=N_CLASSES), 32, id="mobilenet_v2"),
     pytest.param(lambda: models.mobilenet_v3_small(weights=None, num_classes=N_CLASSES), 32, id="mobilenet_v3_small"),
     pytest.param(
         lambda: models.vgg11(weights=None, num_classes=N_CLASSES), 32, id="vgg11", marks=pytest.mark.slow
-    ),  # 129 M parameters, most in its 4096-wide classifier
+    ),  # 129 M parameters, 120 M of them in its 4096-wide classifier
     pytest.param(
         lambda: models.googlenet(weights=None, num_classes=N_CLASSES, aux_logits=False, init_weights=False), 32,
         id="googlenet",
