@@ -345,3 +345,13 @@ def test_live_figure_replaces_changed_traces():
     names[:] = ["a", "b", "c"]
     live.redraw()
     assert [trace.name for trace in live.widget.data] == ["a", "b", "c"]
+
+
+def test_cpu_threads_restored_after_training():
+    before = torch.get_num_threads()
+    dashboard = ae.Dashboard(blocking=True, arch="mlp", cpu_threads=1, sgd_rates=(), adam=False, **QUICK)
+    dashboard.run()
+    assert dashboard.last_error is None
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="Invalid cpu_threads: 0"):
+        ae.Dashboard(cpu_threads=0)

@@ -6,8 +6,8 @@ After each lock-step of the runs, the thread redraws the plots whenever the :cla
 finds a redraw due, so drawing costs little beside training. ``Dashboard.run(blocking=True)``
 trains in the calling thread instead, for scripts and nbval.
 
-Importing this module is cheap: ipywidgets and plotly's ``FigureWidget`` load when the first
-dashboard is built.
+Importing this module is cheap: ipywidgets and plotly's ``FigureWidget`` (about a second, as
+plotly imports nbformat) load when the first dashboard is built.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ from ..training.architectures import build_model
 from ..training.data import load_dataset
 from ..training.devices import available_devices
 from ..training.runs import Comparison
-from .settings import TrainingSettings
+from . import figures
+from .live import LiveFigure, Throttle, young_garbage_collected
+from .settings import TrainingSettings, fit_problem, interval_problem
 
 __all__ = ["Dashboard"]
 
 logger = logging.getLogger(__name__)
 
 ALL_LAYERS = "all layers"
-FIGURE_HEIGHT = 380  # pixels: two plots side by side still fit a laptop screen
+# Every plot fills its grid cell (autosize) at a fixed height, so two fit side by side on a laptop.
+FIGURE_LAYOUT = dict(height=400, autosize=True, margin=dict(l=70, r=20, t=90, b=60))
+# The head figures list ten or more heads in a legend below the plot, which needs the extra room.
+HEAD_FIGURE_LAYOUT = dict(FIGURE_LAYOUT, height=560, margin=dict(l=70, r=20, t=90, b=200))
 LIVE_MAX_POINTS = 600  # per curve; a plot about 600 px wide cannot show more
 # Titles and axes of the figures before the first training, as the figure builders name them.
 PLACEHOLDERS = {
@@ -78,6 +83,13 @@ class Dashboard:
         blocking: whether the Train button trains in the calling thread (for scripts and nbval)
             instead of a background thread.
         redraw_interval: shortest time between two redraws of the plots, in seconds.
+        live_plots: whether the plots, the progress bar and the status line follow training as
+            it runs. Turned off, they are drawn once when training ends, which saves the drawing
+            time on a slow machine. Can be changed while training runs.
+        cpu_threads: PyTorch intra-op threads while training on the CPU, restored afterwards;
+            ``None`` keeps PyTorch's setting. The default, 1, suits the lessons' small networks:
+            on a shared 2-core machine, two threads made each step of the default CNN more than
+            20 times slower (``benchmarks/dashboard_overhead.py --threads 0``).
         **defaults: initial settings, as above.
 
     Attributes:
@@ -92,10 +104,25 @@ class Dashboard:
             training, kept until Train is pressed again.
         comparison: the :class:`~alrao_edu.training.runs.Comparison` of the last training.
         last_error: the exception that ended the last training, or ``None``.
+        train_seconds: wall time of the last training loop, from the first redraw to the last
+            (steps, evaluations and redraws), or ``None`` before the first training.
+        redraw_count, redraw_seconds: how many redraws the last training made, and their total
+            wall time.
     """
 
-    def __init__(self, *, blocking: bool = False, redraw_interval: float = 0.25, **defaults: Any) -> None:
+    def __init__(
+        self,
+        *,
+        blocking: bool = False,
+        redraw_interval: float = 0.25,
+        live_plots: bool = True,
+        cpu_threads: int | None = 1,
+        **defaults: Any,
+    ) -> None:
         settings = TrainingSettings(**defaults)
+        threads_valid = isinstance(cpu_threads, int) and not isinstance(cpu_threads, bool) and cpu_threads >= 1
+        if cpu_threads is not None and not threads_valid:
+            raise ValueError(f"Invalid cpu_threads: {cpu_threads!r}; expected None or an integer >= 1")
         devices = ["auto", *available_devices()]
         if settings.device not in devices:
             raise ValueError(f"Device {settings.device!r} is not available here; available: {', '.join(devices)}")
@@ -103,13 +130,17 @@ class Dashboard:
         import ipywidgets as widgets
 
         from .controls import Controls
-        from .live import LiveFigure, Throttle
 
         self.blocking = blocking
+        self.live_plots = live_plots
+        self.cpu_threads = cpu_threads
         self.records: list = []
         self.comparison: Comparison | None = None
         self.last_error: BaseException | None = None
         self.status_text = ""
+        self.train_seconds: float | None = None
+        self.redraw_count = 0
+        self.redraw_seconds = 0.0
         self._thread: threading.Thread | None = None
         self._training_lock = threading.Lock()  # held from Train until training ends
         self._draw_lock = threading.Lock()  # the training thread and the layer picker both redraw
@@ -127,7 +158,13 @@ class Dashboard:
         self.status = widgets.HTML()
         self.layer_picker = widgets.Dropdown(options=[ALL_LAYERS], value=ALL_LAYERS, description="layer")
 
-        self._live = {name: LiveFigure(partial(self._build_figure, name), height=FIGURE_HEIGHT) for name in PLACEHOLDERS}
+        self._live = {
+            name: LiveFigure(
+                partial(self._build_figure, name),
+                layout=HEAD_FIGURE_LAYOUT if name in ("switch", "heads") else FIGURE_LAYOUT,
+            )
+            for name in PLACEHOLDERS
+        }
         self.figures = {name: live.widget for name, live in self._live.items()}
 
         self.train_button.on_click(self._on_train_clicked)
@@ -229,13 +266,17 @@ class Dashboard:
         """
         with self._draw_lock:
             start = time.perf_counter()
-            for name, live in self._live.items():
-                live.redraw(None if force else self._signature(name))
-            comparison = self.comparison
-            if comparison is not None:
-                self.progress.max = comparison.total_steps
-                self.progress.value = comparison.step_count
-            self._throttle.record(start, time.perf_counter())
+            with young_garbage_collected():
+                for name, live in self._live.items():
+                    live.redraw(None if force else self._signature(name))
+                comparison = self.comparison
+                if comparison is not None:
+                    self.progress.max = comparison.total_steps
+                    self.progress.value = comparison.step_count
+            end = time.perf_counter()
+            self._throttle.record(start, end)
+            self.redraw_count += 1
+            self.redraw_seconds += end - start
 
     # --------------------------------------------------------------- training
 
@@ -282,17 +323,27 @@ class Dashboard:
         alrao = self._alrao_record()
         self.layer_picker.options = [ALL_LAYERS, *(alrao.feature_layers if alrao else [])]
         self._throttle.reset()
+        self.redraw_count = 0
+        self.redraw_seconds = 0.0
+        start = time.perf_counter()
         self.redraw()
         device = comparison.runs[0].device
         self._set_status(f"Training {len(specs)} runs on {device}: step 0 of {comparison.total_steps}.")
 
-        start = time.perf_counter()
-        finished = comparison.train(self._after_step)
-        elapsed = time.perf_counter() - start
+        threads = torch.get_num_threads()
+        if device.type == "cpu" and self.cpu_threads is not None:
+            torch.set_num_threads(self.cpu_threads)
+        try:
+            finished = comparison.train(self._after_step)
+        finally:
+            torch.set_num_threads(threads)
         self._note_divergences()
         self.redraw()
+        self.train_seconds = time.perf_counter() - start
         if finished:
-            self._set_status(f"Finished {comparison.step_count} steps in {elapsed:.0f} s. {self._final_losses()}")
+            self._set_status(
+                f"Finished {comparison.step_count} steps in {self.train_seconds:.0f} s. {self._final_losses()}"
+            )
         else:
             self._set_status(
                 f"Stopped after step {comparison.step_count} of {comparison.total_steps}. The plots and records "
@@ -303,7 +354,7 @@ class Dashboard:
         if self._stop_requested.is_set():
             comparison.stop()
         self._note_divergences()
-        if self._throttle.due():
+        if self.live_plots and self._throttle.due():
             self._set_status(self._progress_text(comparison))
             self.redraw()
 
@@ -365,8 +416,6 @@ class Dashboard:
         return self._generation, len(alrao.feature_movement)
 
     def _build_figure(self, name: str):
-        from . import figures
-
         alrao = self._alrao_record()
         if not self.records or (alrao is None and name not in ("loss", "accuracy")):
             return _placeholder(name)
@@ -405,8 +454,6 @@ class Dashboard:
 
         ``training`` overrides :attr:`is_training`, for the moment training ends.
         """
-        from .settings import fit_problem, interval_problem
-
         controls = self.controls
         problem = interval_problem(controls.eta_min.value, controls.eta_max.value) or fit_problem(
             controls.dataset.value, controls.arch.value
