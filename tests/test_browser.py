@@ -165,7 +165,10 @@ def _plots_ready(plots: dict) -> bool:
     )
 
 
-def _sync_playwright():
+@pytest.fixture
+def sync_playwright():
+    """Playwright's ``sync_playwright``, once Chromium and the package are known to be present."""
+    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing; install it with `make browser`")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -183,9 +186,8 @@ def _wait_for_plots(page, timeout_s: float) -> dict:
     return plots
 
 
-def test_playground_trains_and_stops_in_browser(jupyter_lab):
-    _require(CHROMIUM.exists(), f"{CHROMIUM} is missing; install it with `make browser`")
-    sync_playwright = _sync_playwright()
+# sync_playwright comes first, so a missing browser skips the test before JupyterLab starts.
+def test_playground_trains_and_stops_in_browser(sync_playwright, jupyter_lab):
     url, token = jupyter_lab
     timings = {}
     started = time.monotonic()
