@@ -122,6 +122,16 @@ def test_layer_picker_shows_one_layer(trained):
     assert visible == [layers[1]]
 
 
+def test_layer_picker_error_reaches_status(trained, monkeypatch):
+    def broken(record, **options):
+        raise KeyError("features.9")
+
+    monkeypatch.setattr(dashboard_module.figures, "rate_histogram_figure", broken)
+    trained.layer_picker.value = trained.records[0].feature_layers[0]
+    assert trained.status_text.startswith("Could not draw the layer features.")
+    assert "KeyError" in trained.status_text
+
+
 def test_changed_controls_keep_finished_records(trained):
     records = trained.records
     steps = len(records[0].train_loss)

@@ -443,8 +443,13 @@ class Dashboard:
         self.stop()
 
     def _on_layer_picked(self, change: dict) -> None:
-        if self.records:
+        if not self.records:
+            return
+        try:
             self.redraw()
+        except Exception as error:  # noqa: BLE001 - shown in the status line, never as a traceback
+            self._set_status(f"Could not draw the layer {change['new']}: {type(error).__name__}: {error}", error=True)
+            logger.info("Redraw for layer %s failed", change["new"], exc_info=True)
 
     def _on_setting_changed(self, change: dict) -> None:
         self._check_settings()
