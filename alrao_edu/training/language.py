@@ -33,10 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import AlraoModel, AlraoSGD, alraofy
+from ..core import AlraoModel
 from .devices import resolve_device
-from .records import FeatureTracker, RunRecord
-from .runs import ADAM_DEFAULT_LR, Comparison, MethodSpec
+from .runs import Comparison, MethodSpec, SteppedRun, build_method
 
 __all__ = [
     "PYTHON_DOCS",
@@ -392,7 +391,7 @@ def _check_clip(clip) -> None:
         raise ValueError(f"Invalid clip: {clip!r}; expected None (no clipping) or a finite number > 0")
 
 
-class LanguageRun:
+class LanguageRun(SteppedRun):
     """One method training a character-level language model, one segment per :meth:`step`.
 
     The training part of the corpus is cut into ``batch_size`` streams (:func:`batchify`). Step i
@@ -469,19 +468,10 @@ class LanguageRun:
 
         network = copy.deepcopy(network)
         network.reset_state()
-        if spec.method == "alrao":
-            generator = torch.Generator().manual_seed(seed)
-            self.model = alraofy(
-                network, n_heads=spec.n_heads, eta_min=spec.eta_min, eta_max=spec.eta_max, generator=generator
-            ).to(self.device)
-            self.optimizer = AlraoSGD(self.model)
+        self.model, self.optimizer = build_method(spec, network, seed=seed, device=self.device)
+        if isinstance(self.model, AlraoModel):
             clipped = self.model.preclassifier.parameters()
         else:
-            self.model = network.to(self.device)
-            if spec.method == "sgd":
-                self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec.lr)
-            else:
-                self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr or ADAM_DEFAULT_LR)
             # The same layers as Alrao's pre-classifier, so that the methods differ only in their rates.
             decoder = set(map(id, self.model.decoder.parameters()))
             clipped = (p for p in self.model.parameters() if id(p) not in decoder)
@@ -496,34 +486,7 @@ class LanguageRun:
         test_streams = max(1, min(EVAL_STREAMS, len(corpus.test) // (bptt + 1)))
         self._test_streams = batchify(corpus.test, test_streams).to(self.device)
 
-        self.record = RunRecord.start(
-            spec,
-            seed=seed,
-            dataset=corpus.name,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=epochs,
-            batch_size=batch_size,
-        )
-        self.features = FeatureTracker(self.model) if isinstance(self.model, AlraoModel) else None
-        if self.features is not None:
-            self.record.feature_layers = self.features.layer_names
-            self.record.feature_rates = self.features.rates()
-            self.record.head_learning_rates = self.model.head_learning_rates.tolist()
-            self.record.switch_posterior.append(self.model.switch.posterior.tolist())
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def step_count(self) -> int:
-        return len(self.record.train_loss)
-
-    @property
-    def diverged(self) -> bool:
-        return self.record.diverged_at is not None
-
-    @property
-    def finished(self) -> bool:
-        return self.diverged or self.step_count >= self.total_steps
+        self._start_record(corpus.name)
 
     # --------------------------------------------------------------- training
 

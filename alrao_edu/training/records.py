@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 __all__ = ["RunRecord", "FeatureTracker"]
 

@@ -84,7 +84,77 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Te
         yield order[index * batch_size : (index + 1) * batch_size]
 
 
-class Run:
+def build_method(
+    spec: MethodSpec,
+    network: nn.Module,
+    *,
+    task: str = "classification",
+    sigma2: float = 1.0,
+    seed: int = 0,
+    device: torch.device,
+) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Build the model and optimizer that ``spec`` trains, from a copy of ``network``.
+
+    Alrao gets ``alraofy(network)`` with rates and heads drawn from ``seed``
+    and :class:`~alrao_edu.AlraoSGD`; SGD and Adam train the network itself
+    with ``torch.optim.SGD`` or ``torch.optim.Adam``.
+    """
+    network = copy.deepcopy(network)
+    if spec.method == "alrao":
+        model = alraofy(
+            network,
+            n_heads=spec.n_heads,
+            eta_min=spec.eta_min,
+            eta_max=spec.eta_max,
+            task=task,
+            sigma2=sigma2,
+            generator=torch.Generator().manual_seed(seed),
+        ).to(device)
+        return model, AlraoSGD(model)
+    model = network.to(device)
+    if spec.method == "sgd":
+        return model, torch.optim.SGD(model.parameters(), lr=spec.lr)
+    return model, torch.optim.Adam(model.parameters(), lr=spec.lr or ADAM_DEFAULT_LR)
+
+
+class SteppedRun:
+    """What every step-by-step run shares: its record and when it is done.
+
+    Subclasses set ``spec``, ``seed``, ``epochs``, ``batch_size``, ``model``,
+    ``steps_per_epoch`` and ``total_steps``, call :meth:`_start_record`, and
+    implement ``step()`` and ``evaluate()``.
+    """
+
+    def _start_record(self, data_name: str) -> None:
+        self.record = RunRecord.start(
+            self.spec,
+            seed=self.seed,
+            dataset=data_name,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+        )
+        self.features = FeatureTracker(self.model) if isinstance(self.model, AlraoModel) else None
+        if self.features is not None:
+            self.record.feature_layers = self.features.layer_names
+            self.record.feature_rates = self.features.rates()
+            self.record.head_learning_rates = self.model.head_learning_rates.tolist()
+            self.record.switch_posterior.append(self.model.switch.posterior.tolist())
+
+    @property
+    def step_count(self) -> int:
+        return len(self.record.train_loss)
+
+    @property
+    def diverged(self) -> bool:
+        return self.record.diverged_at is not None
+
+    @property
+    def finished(self) -> bool:
+        return self.diverged or self.step_count >= self.total_steps
+
+
+class Run(SteppedRun):
     """One method training one network, one mini-batch per :meth:`step`.
 
     Args:
@@ -128,26 +198,9 @@ class Run:
         self.task = dataset.task
         self.sigma2 = float(sigma2)
 
-        generator = torch.Generator().manual_seed(seed)
-        network = copy.deepcopy(network)
-        if spec.method == "alrao":
-            model = alraofy(
-                network,
-                n_heads=spec.n_heads,
-                eta_min=spec.eta_min,
-                eta_max=spec.eta_max,
-                task=self.task,
-                sigma2=self.sigma2,
-                generator=generator,
-            )
-            self.model = model.to(self.device)
-            self.optimizer = AlraoSGD(self.model)
-        else:
-            self.model = network.to(self.device)
-            if spec.method == "sgd":
-                self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec.lr)
-            else:
-                self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr or ADAM_DEFAULT_LR)
+        self.model, self.optimizer = build_method(
+            spec, network, task=self.task, sigma2=self.sigma2, seed=seed, device=self.device
+        )
 
         self._order_generator = torch.Generator().manual_seed(seed)
         self._train_x = dataset.train_x.to(self.device)
@@ -157,34 +210,7 @@ class Run:
         self.epoch = 0
         self._epoch_batches: Iterator[Tensor] | None = None
 
-        self.record = RunRecord.start(
-            spec,
-            seed=seed,
-            dataset=dataset.name,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=epochs,
-            batch_size=batch_size,
-        )
-        self.features = FeatureTracker(self.model) if isinstance(self.model, AlraoModel) else None
-        if self.features is not None:
-            self.record.feature_layers = self.features.layer_names
-            self.record.feature_rates = self.features.rates()
-            self.record.head_learning_rates = self.model.head_learning_rates.tolist()
-            self.record.switch_posterior.append(self.model.switch.posterior.tolist())
-
-    # ------------------------------------------------------------------ state
-
-    @property
-    def step_count(self) -> int:
-        return len(self.record.train_loss)
-
-    @property
-    def diverged(self) -> bool:
-        return self.record.diverged_at is not None
-
-    @property
-    def finished(self) -> bool:
-        return self.diverged or self.step_count >= self.total_steps
+        self._start_record(dataset.name)
 
     # --------------------------------------------------------------- training
 
