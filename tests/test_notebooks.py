@@ -2,8 +2,8 @@
 
 nbval runs the notebooks themselves: the pytest section of pyproject.toml collects
 ``notebooks/`` with ``--nbval-lax``. These tests check what a reader and Binder get:
-numbered lessons listed in ``notebooks/README.md``, saved small, with outputs from one
-top-to-bottom run and no widget state, and a ``binder/`` folder that installs the
+numbered lessons listed in ``notebooks/README.md``, saved small, with any outputs from
+one top-to-bottom run and no widget state, and a ``binder/`` folder that installs the
 package's own dependencies with CPU-only PyTorch. Nothing here uses the network.
 """
 
@@ -85,9 +85,11 @@ def test_notebook_has_no_widget_state(path):
 @each_notebook
 def test_notebook_outputs_come_from_one_run(path):
     # Execution counts 1, 2, 3, ... in cell order: the saved outputs come from one
-    # top-to-bottom run, not from cells run by hand in another order.
+    # top-to-bottom run, not from cells run by hand in another order. A notebook saved
+    # unexecuted passes too: a dashboard's output means nothing without its widget state.
     counts = [cell.execution_count for cell in code_cells(read_notebook(path))]
-    assert counts == list(range(1, len(counts) + 1)), f"{path.name} execution counts: {counts}"
+    unexecuted = [None] * len(counts)
+    assert counts in (list(range(1, len(counts) + 1)), unexecuted), f"{path.name} execution counts: {counts}"
 
 
 @each_notebook
