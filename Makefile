@@ -33,7 +33,7 @@ notebooks: $(STAMP)
 	ALRAO_EDU_QUICK=1 $(BIN)/python -m pytest -q --nbval-lax notebooks
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py

@@ -20,5 +20,5 @@ def test_readme_example_runs(capsys):
     output = capsys.readouterr().out
     match = re.search(r"test accuracy (\d+\.\d)%", output)
     assert match, f"unexpected output: {output!r}"
-    # Three epochs of Alrao on digits learn far beyond chance (10 %).
-    assert float(match.group(1)) > 60.0
+    # Three epochs of Alrao on digits learn far beyond chance (10 %); seed 0 gives 96.7 %.
+    assert float(match.group(1)) > 90.0
