@@ -70,7 +70,7 @@ class AlraoModel(nn.Module):
         out_features: K, classes or regression targets.
         n_heads: number of heads, >= 1. Default 10.
         eta_min, eta_max: learning-rate interval, ``0 < eta_min <= eta_max``.
-            Defaults 1e-5 and 10, the paper's CIFAR-10 setting.
+            Defaults 1e-5 and 10, the CIFAR-10 setting of Blier et al. (2019).
         task: ``"classification"`` or ``"regression"``.
         sigma2: variance of the Gaussian likelihood for regression (> 0).
         theta: the switch's prior probability that another switch may follow, in (0, 1).

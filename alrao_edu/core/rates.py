@@ -175,7 +175,7 @@ def _recurrent_rule(module: nn.Module, params: dict[str, nn.Parameter], draw: Dr
 
 
 def _fallback_rule(module: nn.Module, params: dict[str, nn.Parameter], draw: Draw) -> dict[str, Tensor]:
-    """One rate per slice along dim 0 of each parameter (a scalar gets one rate)."""
+    """Give each slice along dim 0 of each parameter one rate (a scalar gets one rate)."""
     result = {}
     for name, param in params.items():
         if param.dim() == 0:

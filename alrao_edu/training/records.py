@@ -1,6 +1,6 @@
 """What a run records for the views: losses, metrics, switch posterior, feature rates and movement.
 
-A :class:`RunRecord` holds plain Python numbers and lists only, so it turns
+A :class:`RunRecord` contains plain Python numbers and lists only, so it turns
 into JSON with :meth:`RunRecord.to_dict` and the figure builders never need
 the model.
 """
