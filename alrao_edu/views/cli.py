@@ -57,7 +57,7 @@ EXIT_INTERRUPTED = 130  # stopped with Ctrl-C (128 + SIGINT)
 DEFAULT_EPOCHS = 10
 # The lessons' networks are small, so a second intra-op thread has little to split and
 # waits on the first. Measured on a shared 2-core CPU (cnn on digits, PyTorch 2.14.1): one
-# thread trained 3 to 30 times faster per step than two (benchmarks page, "Training comparisons").
+# thread trained 4 to 60 times faster per step than two (docs/benchmarks.md, "One thread or two").
 DEFAULT_THREADS = 1
 DEFAULT_OUT = {"compare": "runs/compare", "sweep": "runs/sweep"}
 REPORT_FILE = "report.html"
