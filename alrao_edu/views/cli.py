@@ -55,9 +55,10 @@ EXIT_INTERRUPTED = 130  # stopped with Ctrl-C (128 + SIGINT)
 # time with 10 epochs (one thread, PyTorch 2.14.1, a 2-core x86 VM), and Alrao reached 99 %
 # test accuracy, so the whole comparison stays a few minutes on a laptop.
 DEFAULT_EPOCHS = 10
-# The lessons' networks are small, so a second intra-op thread has little to split and
-# waits on the first. Measured on a shared 2-core CPU (cnn on digits, PyTorch 2.14.1): one
-# thread trained 4 to 60 times faster per step than two (docs/benchmarks.md, "One thread or two").
+# The lessons' networks are small, so a second intra-op thread has little to split. On a
+# 2-core CPU busy with other jobs, one thread trained the cnn on digits 4 to 60 times faster per
+# step than two, while on a quiet one two threads were only 1.3 times faster
+# (PyTorch 2.14.1; docs/benchmarks.md, "One thread or two").
 DEFAULT_THREADS = 1
 DEFAULT_OUT = {"compare": "runs/compare", "sweep": "runs/sweep"}
 REPORT_FILE = "report.html"
