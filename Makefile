@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 # The main job: Alrao beside SGD at a grid of rates and Adam on the embedded digits.
 demo: $(STAMP)
-	$(BIN)/alrao-edu compare --dataset digits --arch cnn --epochs 8 --seeds 0 --out runs/demo
+	$(BIN)/alrao-edu compare --dataset digits --arch cnn --epochs 10 --seeds 0,1,2 --out runs/demo
 
 # Chromium from Debian's packages, for the browser test (needs root or sudo).
 browser:
