@@ -326,6 +326,9 @@ def _train_with_progress(comparison: Comparison, epochs: int, show: bool) -> flo
     bar = tqdm(
         total=comparison.total_steps, unit="step", desc=f"epoch 1/{epochs}", file=sys.stderr,
         disable=not show, dynamic_ncols=True,
+        # In a terminal the bar redraws in place; in a log file each redraw is a new
+        # line, so redraw at most every 10 s there.
+        mininterval=0.1 if sys.stderr.isatty() else 10.0,
     )
 
     def advance(current: Comparison) -> None:
@@ -375,8 +378,9 @@ def _train_and_write(args: argparse.Namespace, config: CompareConfig, specs: lis
     comparison = build_comparison(config, specs=specs, dataset=dataset)
     print(
         f"{dataset.name}: {len(dataset.train_x)} training and {len(dataset.test_x)} test examples; "
-        f"{config.arch} (width {config.width}); {len(specs)} methods x {len(config.seeds)} seeds = "
-        f"{len(comparison.runs)} runs of {config.epochs} epochs on {device}",
+        f"{config.arch} (width {config.width}); {_count(len(specs), 'method')} x "
+        f"{_count(len(config.seeds), 'seed')} = {_count(len(comparison.runs), 'run')} of "
+        f"{_count(config.epochs, 'epoch')} on {device}",
         flush=True,
     )
     seconds = _train_with_progress(comparison, config.epochs, show=not args.no_progress)
@@ -433,6 +437,11 @@ def _attach_signed_values(argv: Sequence[str]) -> list[str]:
             result.append(item)
             index += 1
     return result
+
+
+def _count(n: int, noun: str) -> str:
+    """Return ``"1 seed"`` or ``"3 seeds"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
