@@ -183,7 +183,7 @@ class AlraoModel(nn.Module):
         return self._mix(self.heads(self.features(x)))
 
     def head_outputs(self, x: Tensor) -> Tensor:
-        """Every head's output ``[B, H, K]``: log-probabilities or means."""
+        """Return every head's output ``[B, H, K]``: log-probabilities or means."""
         return self.heads(self.features(x))
 
     # ----------------------------------------------------------------- training

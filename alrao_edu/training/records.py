@@ -140,7 +140,7 @@ class FeatureTracker:
         return [label for label, _, _ in self._groups]
 
     def rates(self) -> dict[str, list[float]]:
-        """One rate per feature, by layer."""
+        """Return one rate per feature, by layer."""
         result = {}
         for label, names, gates in self._groups:
             rate = self.model.feature_learning_rates[names[0]].flatten()

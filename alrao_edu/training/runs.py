@@ -34,7 +34,7 @@ EVAL_BATCH_SIZE = 512
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What one run trains with.
+    """The method of one run, with its learning rates.
 
     Args:
         method: ``"alrao"``, ``"sgd"`` or ``"adam"``.
@@ -118,7 +118,7 @@ def build_method(
 
 
 class SteppedRun:
-    """What every step-by-step run shares: its record and when it is done.
+    """Base class of step-by-step runs: the record, the step count and when the run is done.
 
     Subclasses set ``spec``, ``seed``, ``epochs``, ``batch_size``, ``model``,
     ``steps_per_epoch`` and ``total_steps``, call :meth:`_start_record`, and
@@ -163,7 +163,7 @@ class Run(SteppedRun):
             run trains a deep copy, so several runs can start from the same weights.
         dataset: a :class:`~alrao_edu.training.data.Dataset`.
         epochs: passes over the training set (>= 1).
-        batch_size: mini-batch size (>= 1). Default 32, the paper's. Each
+        batch_size: mini-batch size (>= 1). Default 32, the batch size of Blier et al. (2019). Each
             epoch reshuffles and drops the last partial batch, unless the
             training set is smaller than one batch (then one batch of all of it).
         seed: seeds the mini-batch order and Alrao's rates and heads, so
