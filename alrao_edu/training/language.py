@@ -25,7 +25,6 @@ import copy
 import math
 import os
 import re
-import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -482,7 +481,7 @@ class LanguageRun(SteppedRun):
         self.steps_per_epoch = math.ceil((self._train_streams.shape[1] - 1) / bptt)
         self.total_steps = self.steps_per_epoch * epochs
         self._position = 0  # where the next segment starts in each stream
-        # Each test stream holds at least one segment and its targets, or the whole test part.
+        # Each test stream contains at least one segment and its targets, or the whole test part.
         test_streams = max(1, min(EVAL_STREAMS, len(corpus.test) // (bptt + 1)))
         self._test_streams = batchify(corpus.test, test_streams).to(self.device)
 
@@ -604,23 +603,13 @@ class LanguageComparison(Comparison):
         clip: float | None = DEFAULT_CLIP,
         device: str | torch.device = "auto",
     ) -> None:
-        self.specs = list(specs)
-        self.seeds = list(seeds)
-        if not self.specs:
-            raise ValueError("A comparison needs at least one method")
-        if not self.seeds:
-            raise ValueError("A comparison needs at least one seed")
         self.dataset = corpus
         self.corpus = corpus
-        self.runs: list[LanguageRun] = []
-        for seed in self.seeds:
-            torch.manual_seed(seed)
-            network = network_factory(seed)
-            for spec in self.specs:
-                self.runs.append(
-                    LanguageRun(
-                        spec, network, corpus, epochs=epochs, batch_size=batch_size, bptt=bptt, clip=clip,
-                        seed=seed, device=device,
-                    )
-                )
-        self.stop_event = threading.Event()
+
+        def make_run(spec: MethodSpec, network: nn.Module, seed: int) -> LanguageRun:
+            return LanguageRun(
+                spec, network, corpus, epochs=epochs, batch_size=batch_size, bptt=bptt, clip=clip,
+                seed=seed, device=device,
+            )
+
+        self._build_runs(specs, seeds, network_factory, make_run)

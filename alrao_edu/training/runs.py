@@ -360,21 +360,33 @@ class Comparison:
         device: str | torch.device = "auto",
         sigma2: float = 1.0,
     ) -> None:
+        self.dataset = dataset
+
+        def make_run(spec: MethodSpec, network: nn.Module, seed: int) -> Run:
+            return Run(spec, network, dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, sigma2=sigma2)
+
+        self._build_runs(specs, seeds, network_factory, make_run)
+
+    def _build_runs(
+        self,
+        specs: Iterable[MethodSpec],
+        seeds: Iterable[int],
+        network_factory: Callable[[int], nn.Module],
+        make_run: Callable[[MethodSpec, nn.Module, int], SteppedRun],
+    ) -> None:
+        """Build one run per (seed, method), every method of a seed from the same network."""
         self.specs = list(specs)
         self.seeds = list(seeds)
         if not self.specs:
             raise ValueError("A comparison needs at least one method")
         if not self.seeds:
             raise ValueError("A comparison needs at least one seed")
-        self.dataset = dataset
-        self.runs: list[Run] = []
+        self.runs = []
         for seed in self.seeds:
             torch.manual_seed(seed)
             network = network_factory(seed)
             for spec in self.specs:
-                self.runs.append(
-                    Run(spec, network, dataset, epochs=epochs, batch_size=batch_size, seed=seed, device=device, sigma2=sigma2)
-                )
+                self.runs.append(make_run(spec, network, seed))
         self.stop_event = threading.Event()
 
     @property

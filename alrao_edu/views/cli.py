@@ -327,7 +327,7 @@ def _train_with_progress(comparison: Comparison, epochs: int, show: bool) -> flo
     bar = tqdm(
         total=comparison.total_steps, unit="step", desc=f"epoch 1/{epochs}", file=sys.stderr,
         disable=not show, dynamic_ncols=True,
-        # In a terminal the bar redraws in place; in a log file each redraw is a new
+        # In a terminal the bar redraws in place. In a log file each redraw is a new
         # line, so redraw at most every 10 s there.
         mininterval=0.1 if sys.stderr.isatty() else 10.0,
     )
